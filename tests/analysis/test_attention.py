@@ -59,7 +59,7 @@ def test_shapes_and_values_are_valid_shares(tiny):
                               sample_id=7)
     layers = model.config.text_config.num_hidden_layers
     assert sample.id == 7 and 1 <= sample.generated <= 5
-    assert sample.visual_tokens == model.config.image_seq_length == 64
+    assert sample.visual_tokens == model.config.image_seq_length == 16
     assert len(sample.smt) == len(sample.visual) == len(sample.visual_total) == layers
     for smt, visual, total in zip(sample.smt, sample.visual, sample.visual_total, strict=True):
         assert 0.0 < smt < 1.0 and 0.0 < visual < 1.0 and 0.0 < total <= 1.0

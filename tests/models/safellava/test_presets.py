@@ -26,18 +26,18 @@ from holisafe.models.safellava import (
 from holisafe.models.safellava.tokenization import SPECIAL_TOKENS
 
 
-def test_tiny_matches_the_calibration_and_builds_in_seconds():
+def test_tiny_has_its_documented_shape_and_builds_in_seconds():
     start = time.perf_counter()
     model, processor = safellava_tiny(TEXTS)
     assert time.perf_counter() - start < 5
     config = model.config
     vision, text = config.vision_config, config.text_config
     assert (vision.image_size, vision.patch_size, vision.hidden_size,
-            vision.num_hidden_layers) == (64, 8, 128, 2)
+            vision.num_hidden_layers) == (64, 16, 128, 2)
     assert (text.hidden_size, text.num_hidden_layers, text.vocab_size) == (
         192, 2, len(processor.tokenizer))
     assert config.vision_feature_layer == -1
-    assert config.image_seq_length == 64
+    assert config.image_seq_length == 16  # (64 / 16) ** 2 patches
     parameters = sum(p.numel() for p in model.parameters())
     assert 0.9e6 < parameters < 1.6e6
     assert not model.training

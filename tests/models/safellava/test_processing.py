@@ -35,7 +35,7 @@ def test_each_image_is_followed_by_exactly_one_meta_token(tiny, images):
                                          add_generation_prompt=True)
     ids = processor(images=images[:2], text=[text])["input_ids"][0]
     image_runs = runs(ids, processor.image_token_id)
-    assert [length for _, length in image_runs] == [64, 64]
+    assert [length for _, length in image_runs] == [16, 16]  # (64 px / 16 px) ** 2 each
     meta = [i for i, token in enumerate(ids) if token == processor.safety_token_id]
     assert meta == [start + length for start, length in image_runs]
 

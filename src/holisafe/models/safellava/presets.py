@@ -1,6 +1,6 @@
 """``safellava-tiny``: a SafeLLaVA small enough to build and train on a CPU.
 
-About 1.2 M parameters: 64 px images cut into 8 px patches (64 visual tokens), a 2-layer
+About 1.2 M parameters: 64 px images cut into 16 px patches (16 visual tokens), a 2-layer
 CLIP vision tower of width 128, a 2-layer LLaMA of width 192, and a word-level tokenizer
 trained on the texts of a HoliSafe-format dataset (a few hundred words for HoliSafe-Synth).
 The weights are random (seeded); training, tests and the demo start from it.
@@ -30,7 +30,7 @@ from holisafe.models.safellava.tokenization import (
 )
 
 TINY_IMAGE_SIZE = 64
-TINY_PATCH_SIZE = 8
+TINY_PATCH_SIZE = 16
 
 
 def record_texts(records: Iterable[Mapping[str, Any] | BaseModel]) -> list[str]:
