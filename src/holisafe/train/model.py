@@ -4,6 +4,9 @@ Starting points (``model.init``):
 
 * ``preset:safellava-tiny``: random weights from scratch, with a word-level tokenizer built
   from the training texts (:func:`holisafe.models.safellava.safellava_tiny`);
+* ``preset:safellava-smol``: SmolLM2-135M-Instruct's language model and tokenizer with a
+  random vision tower, projector, meta token and head
+  (:func:`holisafe.models.safellava.safellava_smol`);
 * a llava-hf checkpoint folder: trained as is (``architecture: llava``) or converted to
   SafeLLaVA on the fly (meta token and head added, every LLaVA weight kept);
 * a SafeLLaVA checkpoint folder: trained further.
@@ -34,7 +37,9 @@ from transformers import (
 from holisafe.models.safellava import (
     SafeLlavaConfig,
     SafeLlavaForConditionalGeneration,
+    SmolNotInstalledError,
     convert_llava_checkpoint,
+    safellava_smol,
     safellava_tiny,
 )
 from holisafe.train.config import PARTS, ModelSettings
@@ -57,7 +62,14 @@ def build_model(
 
     ``tokenizer_texts`` is called only for a preset, whose vocabulary is built from them.
     """
-    if settings.preset is not None:
+    if settings.preset == "safellava-smol":
+        try:
+            model, processor = safellava_smol(seed=seed, safety_feature=settings.safety_feature)
+        except SmolNotInstalledError as error:
+            raise ModelSetupError(f"model.init: preset:safellava-smol: {error}") from None
+        if settings.architecture == "llava":
+            model, processor = plain_llava(model, processor, seed=seed, keep_weights=True)
+    elif settings.preset is not None:
         model, processor = safellava_tiny(tokenizer_texts(), seed=seed,
                                           safety_feature=settings.safety_feature)
         if settings.architecture == "llava":
@@ -79,9 +91,12 @@ def build_model(
 
 
 def plain_llava(
-    model: SafeLlavaForConditionalGeneration, processor: Any, *, seed: int
+    model: SafeLlavaForConditionalGeneration, processor: Any, *, seed: int,
+    keep_weights: bool = False,
 ) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
-    """A random plain LLaVA of the same architecture and tokenizer as ``model``.
+    """A plain LLaVA of the same architecture and tokenizer as ``model``: random (seeded),
+    or with ``keep_weights`` every weight of ``model`` but the meta token and head (a
+    preset with a pretrained language model keeps it).
 
     The meta-token placeholder stays in the vocabulary (unused), so the SafeLLaVA and its
     baseline see the same token ids for every text.
@@ -91,6 +106,11 @@ def plain_llava(
         fields.pop(key, None)
     torch.manual_seed(seed)
     llava = LlavaForConditionalGeneration(LlavaConfig(**fields))
+    if keep_weights:
+        state = {key: value for key, value in model.state_dict().items()
+                 if not key.startswith(("model.safety_token.", "safety_head."))}
+        llava.load_state_dict(state)
+        llava.tie_weights()
     llava.generation_config = model.generation_config
     plain = LlavaProcessor(
         image_processor=processor.image_processor,

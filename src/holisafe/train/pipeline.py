@@ -199,7 +199,8 @@ def run_training(config: TrainConfig, *, resume: bool = False) -> TrainingResult
         from holisafe.train.vision import ensure_vision_tower
 
         ensure_vision_tower(config.model.vision_tower, config.data.train,
-                            seed=training.seed, **stage_one.model_dump())
+                            seed=training.seed, preset=config.model.preset or "safellava-tiny",
+                            **stage_one.model_dump())
     model, processor = build_model(config.model, seed=training.seed,
                                    tokenizer_texts=lambda: tokenizer_texts(config, examples))
     model = set_trainable(model, config.model)

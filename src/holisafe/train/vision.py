@@ -1,4 +1,4 @@
-"""A stand-in for CLIP: pre-training the tiny preset's vision tower on HoliSafe-Synth.
+"""A stand-in for CLIP: pre-training a preset's vision tower on HoliSafe-Synth.
 
 Real LLaVAs start from a vision encoder that already knows objects (CLIP, trained on web
 images); the tiny preset's tower starts random, and no pretrained tower of its size exists
@@ -12,7 +12,8 @@ features LLaVA reads, which is then thrown away. The tower learns objects, not p
 that the syringe means "drug related hazards", and what to answer about it, is left to the
 SafeLLaVA (or LLaVA) trained on top, whose recipe points at the saved tower with
 ``model.vision_tower``. Every model of a comparison starts from the same tower, as real
-LLaVAs share their CLIP.
+LLaVAs share their CLIP. Each preset has its own tower (``safellava-tiny``: 8 px patches,
+width 128; ``safellava-smol``: 16 px patches, width 192), so each needs its own folder.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -49,7 +51,12 @@ class VisionPretraining:
     test_accuracy: float | None
 
 
-def _pictures(source: str, split: str, processor, manifest: dict, classes: dict[str, int]):
+#: The presets whose tower stage 1 can train (``model.init: preset:<name>``).
+TOWER_PRESETS = ("safellava-tiny", "safellava-smol")
+
+
+def _pictures(source: str, split: str, image_processor, manifest: dict,
+              classes: dict[str, int]):
     dataset = load_dataset(source, split=split)
     names = sorted({record.image for record in dataset})
     missing = [name for name in names if name not in manifest]
@@ -57,9 +64,35 @@ def _pictures(source: str, split: str, processor, manifest: dict, classes: dict[
         raise DataSourceError(f"{len(missing)} {split} pictures are not in the manifest, e.g. "
                               f"{missing[0]!r}")
     images = [open_image(dataset.images.locate(name)) for name in names]
-    pixels = processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
+    pixels = image_processor(images=images, return_tensors="pt")["pixel_values"]
     labels = torch.tensor([classes[manifest[name]["pictogram"]] for name in names])
     return pixels, labels
+
+
+def _fresh_tower(preset: str, seed: int) -> tuple[torch.nn.Module, Any, int]:
+    """A preset's random vision tower (seeded), its image processor and the layer LLaVA
+    reads."""
+    if preset == "safellava-smol":
+        from transformers import CLIPVisionModel
+
+        from holisafe.models.safellava.smol import (
+            SMOL_VISION_FEATURE_LAYER,
+            smol_image_processor,
+            smol_vision_config,
+        )
+
+        # Only the tower: the preset's language model is not needed to train it.
+        torch.manual_seed(seed)
+        return (CLIPVisionModel(smol_vision_config()), smol_image_processor(),
+                SMOL_VISION_FEATURE_LAYER)
+    if preset != "safellava-tiny":
+        raise ModelSetupError(f"vision pre-training: no tower for preset {preset!r}; presets "
+                              f"with one: {', '.join(TOWER_PRESETS)}")
+    from holisafe.models.safellava import safellava_tiny
+
+    model, processor = safellava_tiny(["picture"], seed=seed)
+    return (model.model.vision_tower, processor.image_processor,
+            model.config.vision_feature_layer)
 
 
 def _features(tower: torch.nn.Module, pixels: torch.Tensor, layer: int) -> torch.Tensor:
@@ -88,8 +121,9 @@ def pretrain_vision_tower(
     learning_rate: float = 2e-3,
     shift: int = 4,
     seed: int = 0,
+    preset: str = "safellava-tiny",
 ) -> VisionPretraining:
-    """Train the ``safellava-tiny`` vision tower to name HoliSafe-Synth pictograms; save it.
+    """Train ``preset``'s vision tower to name HoliSafe-Synth pictograms; save it.
 
     ``data`` is a HoliSafe-Synth folder (records, images and ``synth_manifest.json``);
     only its train pictures are learned from, each randomly shifted by up to ``shift``
@@ -97,7 +131,6 @@ def pretrain_vision_tower(
     (safetensors). One-cycle AdamW schedule, seeded.
     """
     from holisafe.data.synth import MANIFEST_FILE
-    from holisafe.models.safellava import safellava_tiny
 
     manifest_file = Path(data) / MANIFEST_FILE
     if not manifest_file.is_file():
@@ -108,10 +141,8 @@ def pretrain_vision_tower(
     classes = {name: index for index, name in enumerate(names)}
 
     torch.manual_seed(seed)
-    model, processor = safellava_tiny(["picture"], seed=seed)
-    tower = model.model.vision_tower
-    layer = model.config.vision_feature_layer
-    pixels, labels = _pictures(str(data), "train", processor, manifest, classes)
+    tower, image_processor, layer = _fresh_tower(preset, seed)
+    pixels, labels = _pictures(str(data), "train", image_processor, manifest, classes)
     probe = torch.nn.Linear(tower.config.hidden_size, len(classes))
     parameters = [*tower.parameters(), *probe.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)
@@ -142,7 +173,8 @@ def pretrain_vision_tower(
 
     test_accuracy = None
     try:
-        test_pixels, test_labels = _pictures(str(data), "test", processor, manifest, classes)
+        test_pixels, test_labels = _pictures(str(data), "test", image_processor, manifest,
+                                             classes)
         test_accuracy = accuracy(test_pixels, test_labels)
     except DataSourceError:
         pass
@@ -151,7 +183,8 @@ def pretrain_vision_tower(
     result = VisionPretraining(out, names, epochs, seconds, accuracy(pixels, labels),
                                test_accuracy)
     (out / RECORD_FILE).write_text(json.dumps({
-        "data": str(data), "classes": names, "epochs": epochs, "batch_size": batch_size,
+        "data": str(data), "preset": preset, "classes": names, "epochs": epochs,
+        "batch_size": batch_size,
         "learning_rate": learning_rate, "shift": shift, "seed": seed, "seconds": round(seconds, 2),
         "train_accuracy": result.train_accuracy, "test_accuracy": test_accuracy,
     }, indent=2) + "\n", encoding="utf-8")
@@ -161,6 +194,7 @@ def pretrain_vision_tower(
 def ensure_vision_tower(
     folder: str | Path, data: str | Path, *, epochs: int = 20, batch_size: int = 32,
     learning_rate: float = 2e-3, shift: int = 4, seed: int = 0,
+    preset: str = "safellava-tiny",
 ) -> Path:
     """The pretrained tower in ``folder``: made by :func:`pretrain_vision_tower` when
     missing, reused when it was made from the same data and settings.
@@ -180,12 +214,13 @@ def ensure_vision_tower(
                               "stage 1 learns the pictograms of a HoliSafe-Synth folder")
     wanted = {"manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
               "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-              "shift": shift, "seed": seed}
+              "shift": shift, "seed": seed, "preset": preset}
     folder.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder) + ".lock"):
         record = folder / RECORD_FILE
         if record.is_file():
-            made = json.loads(record.read_text(encoding="utf-8"))
+            # Towers made before presets had their own were the tiny preset's.
+            made = {"preset": "safellava-tiny", **json.loads(record.read_text(encoding="utf-8"))}
             differs = sorted(key for key, value in wanted.items() if made.get(key) != value)
             if differs:
                 raise ModelSetupError(
@@ -199,7 +234,8 @@ def ensure_vision_tower(
         if scratch.exists():
             shutil.rmtree(scratch)
         pretrain_vision_tower(data, scratch, epochs=epochs, batch_size=batch_size,
-                              learning_rate=learning_rate, shift=shift, seed=seed)
+                              learning_rate=learning_rate, shift=shift, seed=seed,
+                              preset=preset)
         made = json.loads((scratch / RECORD_FILE).read_text(encoding="utf-8"))
         (scratch / RECORD_FILE).write_text(json.dumps({**made, **wanted}, indent=2) + "\n",
                                            encoding="utf-8")
@@ -235,6 +271,7 @@ def load_vision_tower(model: torch.nn.Module, folder: str | Path) -> None:
 
 __all__ = [
     "RECORD_FILE",
+    "TOWER_PRESETS",
     "VisionPretraining",
     "ensure_vision_tower",
     "load_vision_tower",

@@ -31,6 +31,7 @@ from holisafe.models.safellava.modeling import (
 )
 from holisafe.models.safellava.presets import dataset_texts, record_texts, safellava_tiny
 from holisafe.models.safellava.processing import SafeLlavaProcessor
+from holisafe.models.safellava.smol import SmolNotInstalledError, load_smollm2, safellava_smol
 from holisafe.models.safellava.tokenization import build_word_tokenizer
 
 AutoConfig.register(SafeLlavaConfig.model_type, SafeLlavaConfig, exist_ok=True)
@@ -53,12 +54,15 @@ __all__ = [
     "SafetyGuard",
     "SafetyHead",
     "SafetyMetaToken",
+    "SmolNotInstalledError",
     "answer_with_safety",
     "build_word_tokenizer",
     "convert_llava_checkpoint",
     "dataset_texts",
     "generate_with_safety",
     "load_safellava",
+    "load_smollm2",
     "record_texts",
+    "safellava_smol",
     "safellava_tiny",
 ]
