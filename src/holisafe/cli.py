@@ -694,13 +694,14 @@ def analyze_attention_command(
 
 @app.command("demo")
 def demo_command(
-    out: Path = typer.Option(Path("out/demo"), help="Folder for everything the demo writes "
-                             "(data, models, runs, scores, guard, report/index.html)."),
+    out: Path | None = typer.Option(None, help="Folder for everything the demo writes "
+                                    "(data, models, runs, scores, guard, report/index.html); "
+                                    "default out/demo, out/demo-<preset> for other presets."),
     fresh: bool = typer.Option(False, help="Start over instead of reusing finished steps."),
     preset: str = typer.Option("tiny", help="tiny (models trained from scratch, minutes) or "
                                "smol (a LLaVA on SmolLM2-135M-Instruct, longer)."),
 ) -> None:
-    """Synth data -> train SafeLLaVA and two LLaVA baselines -> benchmark -> guard -> report.
+    """Synth data -> train SafeLLaVA and LLaVA baselines -> benchmark -> guard -> report.
 
     Prints the leaderboard and the guard figures and writes OUT/report/index.html. A second
     run reuses every finished step unless --fresh.
@@ -710,6 +711,8 @@ def demo_command(
     from holisafe.data.loaders import DatasetError
     from holisafe.demo import DemoError, print_summary, run_demo
 
+    if out is None:
+        out = Path("out/demo" if preset == "tiny" else f"out/demo-{preset}")
     try:
         result = run_demo(out, preset, fresh=fresh, console=console)
     except (DemoError, DatasetError, OSError, ValueError) as exc:

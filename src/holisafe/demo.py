@@ -4,11 +4,11 @@ The pipeline, each stage writing files a user can open under one folder ``DIR``:
 
     DIR/demo.json                       preset, and per stage: seconds, or skipped
     DIR/data/                           1. HoliSafe-Synth in the official layout
-    DIR/train/<model>/model/            2. the three demo models, trained from the
+    DIR/train/<model>/model/            2. the preset's models, trained from the
                                            training package's demo recipes
     DIR/runs/<model>/responses.jsonl    3. each model (and const:refuse) on the test split
     DIR/scores/<model>/string-match/    4. verdicts and metrics of the official judge
-    DIR/guard/                          5. SafeLLaVA-tiny's safety head as an image guard
+    DIR/guard/                          5. the SafeLLaVA's safety head as an image guard
     DIR/report/index.html               6. leaderboard, per-type and per-category plots,
                                            guard section, data distribution: one page
 
@@ -19,7 +19,9 @@ deletes the folders it writes, and only inside a folder that holds its ``demo.js
 The three trained models answer the question the paper asks: SafeLLaVA-tiny (safety
 data, meta token and head), LLaVA-tiny trained on the same safety data without token or
 head, and an unaligned LLaVA-tiny trained on helpful answers only (it never learnt to
-refuse). ``const:refuse`` is the sanity row: it refuses everything.
+refuse). ``const:refuse`` is the sanity row: it refuses everything. The ``smol`` preset
+swaps in SmolLM2-135M-Instruct as the language model: an unaligned VLM (vision side aligned
+on helpful answers) and SafeLLaVA-smol safety-tuned from it, on the small synth scale.
 """
 
 from __future__ import annotations
