@@ -25,6 +25,15 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def _quiet_model_loading() -> None:
+    """Turn off transformers' own tqdm bars ("Loading weights", "Writing model shards"):
+    the commands show their progress with rich, and the bars would interleave with it.
+    Called only by commands that load models, since importing transformers costs time."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
@@ -192,6 +201,8 @@ def run_command(
     Under `accelerate launch` or `torchrun` each process takes its own shard and rank 0
     merges them into OUT/responses.jsonl at the end.
     """
+    if model.startswith(("hf:", "safellava:")):
+        _quiet_model_loading()
     from rich.markup import escape
 
     from holisafe.bench.distributed import current_process, placement_device, run_distributed
@@ -401,7 +412,8 @@ def safellava_tiny_command(
     seed: int = typer.Option(0, help="Seed of the random weights."),
     feature: str = typer.Option("smt", help="Safety feature: smt (meta token) or pool."),
 ) -> None:
-    """Create a random safellava-tiny (about 1.2 M parameters), offline, in seconds."""
+    """Create a random safellava-tiny (about 1.3 M parameters), offline, in seconds."""
+    _quiet_model_loading()
     from rich.markup import escape
 
     from holisafe.data.loaders import DataSourceError
@@ -427,6 +439,7 @@ def safellava_convert_command(
     token: bool = typer.Option(True, help="Insert the safety meta token (pool may go without)."),
 ) -> None:
     """Turn a LLaVA checkpoint into a SafeLLaVA one: every weight kept, token and head added."""
+    _quiet_model_loading()
     from huggingface_hub.errors import StrictDataclassError
     from rich.markup import escape
 
@@ -460,6 +473,7 @@ def train_command(
     For several processes use `accelerate launch -m holisafe.train` or
     `torchrun -m holisafe.train` with the same options.
     """
+    _quiet_model_loading()
     from rich.markup import escape
 
     from holisafe.data.loaders import DatasetError
@@ -500,6 +514,7 @@ def guard_command(
     Prints each image's 20 class probabilities (they sum to 1), the predicted class and
     the unsafe score 1 - p(safe). Unreadable images are reported and make the exit code 1.
     """
+    _quiet_model_loading()
     import json
 
     from rich.markup import escape
@@ -573,6 +588,7 @@ def guard_eval_command(
     Writes accuracy, macro-F1, the binary safe-vs-unsafe accuracy / precision / recall /
     F1 / AUROC (the paper's guard table), a per-class table and a confusion-matrix plot.
     """
+    _quiet_model_loading()
     from rich.markup import escape
     from rich.progress import Progress
     from rich.table import Table
@@ -650,6 +666,7 @@ def analyze_attention_command(
 ) -> None:
     """Per decoder layer, the mean attention from generated tokens to the safety meta token
     and to the visual tokens (average per visual token); plots both curves."""
+    _quiet_model_loading()
     from rich.markup import escape
     from rich.progress import Progress
     from rich.table import Table
@@ -706,6 +723,7 @@ def demo_command(
     Prints the leaderboard and the guard figures and writes OUT/report/index.html. A second
     run reuses every finished step unless --fresh.
     """
+    _quiet_model_loading()
     from rich.markup import escape
 
     from holisafe.data.loaders import DatasetError

@@ -147,7 +147,7 @@ def _smol_preset() -> Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "tiny": _preset("tiny", "", "a LLaVA of about 1.2 M parameters (from scratch)", 1),
+    "tiny": _preset("tiny", "", "a LLaVA of about 1.3 M parameters (from scratch)", 1),
     "smol": _smol_preset(),
 }
 

@@ -23,10 +23,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true",
                         help="Continue from the newest checkpoint in training.output_dir.")
     args = parser.parse_args(argv)
+    from transformers.utils import logging as transformers_logging
+
     from holisafe.data.loaders import DatasetError
     from holisafe.train.model import ModelSetupError
     from holisafe.train.pipeline import TrainingError, run_training
 
+    # transformers' tqdm bars ("Loading weights"...) would interleave with the rich progress.
+    transformers_logging.disable_progress_bar()
     try:
         config = load_config(args.config, args.overrides)
         result = run_training(config, resume=args.resume)

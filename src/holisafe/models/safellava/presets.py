@@ -1,6 +1,6 @@
 """``safellava-tiny``: a SafeLLaVA small enough to build and train on a CPU.
 
-About 1.2 M parameters: 64 px images cut into 16 px patches (16 visual tokens), a 2-layer
+About 1.3 M parameters: 64 px images cut into 16 px patches (16 visual tokens), a 2-layer
 CLIP vision tower of width 128, a 2-layer LLaMA of width 192, and a word-level tokenizer
 trained on the texts of a HoliSafe-format dataset (a few hundred words for HoliSafe-Synth).
 The weights are random (seeded); training, tests and the demo start from it.
