@@ -165,12 +165,14 @@ def test_the_demo_recipes_differ_only_where_the_comparison_needs_it():
     # unaligned model learns helpful answers only and may stop sooner.
     shared = {"output_dir": None, "learning_rates": None}
     assert plain["training"] | shared == safe["training"] | shared
-    assert set(safe["training"]["learning_rates"]) <= {"safety"}
+    safety_rates = safe["training"]["learning_rates"]
     assert unaligned["training"] | shared | {"max_steps": None, "save_steps": None} == \
         safe["training"] | shared | {"max_steps": None, "save_steps": None}
     for other in (plain, unaligned):
-        assert other["training"]["learning_rates"] == {}
+        assert other["training"]["learning_rates"] | {"safety": safety_rates["safety"]} == \
+            safety_rates
         assert other["model"]["vision_tower"] == safe["model"]["vision_tower"]
+        assert other["model"]["freeze_vision_tower"] == safe["model"]["freeze_vision_tower"]
     assert (safe["model"]["architecture"], plain["model"]["architecture"]) == (
         "safellava", "llava")
     assert plain["data"] == safe["data"]
