@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +13,8 @@ from PIL import Image
 from holisafe.bench.distributed import ProcessInfo, current_process
 from holisafe.bench.runner import Shard, responses_path, run_info_path
 from holisafe.data.taxonomy import SUBCATEGORIES, TYPES, category_of, expected_label
+from launchers import accelerate_launch, launch_env, torchrun
 
-SRC = Path(__file__).resolve().parents[2] / "src"
 SAMPLES = 41
 
 
@@ -39,16 +37,9 @@ def data_dir(tmp_path_factory) -> Path:
     return root
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def holisafe_run(launcher: list[str], data: Path, out: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(name, None)
+    env = launch_env()
     command = [*launcher, "-m", "holisafe.cli", "run", "--model", "const:comply",
                "--data", str(data), "--out", str(out), "--batch-size", "4"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -56,18 +47,6 @@ def holisafe_run(launcher: list[str], data: Path, out: Path) -> subprocess.Compl
     return result
 
 
-def torchrun() -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-            "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
-
-
-def accelerate_launch() -> list[str]:
-    # `--cpu` would start a single process (accelerate leaves multi-CPU to mpirun);
-    # `--multi_gpu` starts N torchrun workers, which is what a GPU node does.
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
-            "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-            "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1",
-            "--main_process_port", str(free_port())]
 
 
 @pytest.fixture(scope="module")

